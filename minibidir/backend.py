@@ -247,6 +247,7 @@ def scatter_add(target, indices, values) -> None:
 
 def _scatter_rows(target, rows, values):
     values = values.reshape(len(rows), -1)
+    rows = np.where(rows < 0, rows + target.shape[0], rows)   # -1 and n-1 are the same row
     order = np.argsort(rows, kind="stable")
     sorted_rows = rows[order]
     starts = np.flatnonzero(np.r_[True, sorted_rows[1:] != sorted_rows[:-1]]) if len(rows) else np.empty(0, np.intp)

@@ -87,6 +87,10 @@ class ndarray:
         return None if self._a.base is None else ndarray(self._a.base)
 
     def __getattr__(self, name):           # methods: reshape, sum, astype, ...
+        if name.startswith("__"):
+            # Never forward protocol hooks (__array_interface__, __array_struct__, ...):
+            # NumPy would use them to read the device memory implicitly.
+            raise AttributeError(name)
         attr = getattr(self._a, name)
         if not callable(attr):
             return _wrap(attr)
