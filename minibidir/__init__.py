@@ -10,5 +10,6 @@ from .autograd import (Tensor, Function, no_grad, enable_grad, is_grad_enabled,
 from . import functional
 from . import functional as F
 from .gradcheck import gradcheck, GradcheckError
+from . import nn
 
 __version__ = "0.1.0"
