@@ -27,7 +27,7 @@ from . import standin
 __all__ = [
     "get_array_module", "use_backend", "get_backend", "array_module", "device_of",
     "to_numpy", "to_device", "cupy_available", "manual_seed", "get_rng",
-    "set_default_dtype", "get_default_dtype", "random_normal", "random_uniform",
+    "set_default_dtype", "get_default_dtype", "get_rng_state", "set_rng_state", "random_normal", "random_uniform",
     "random_integers", "scatter_add", "erf", "tune_malloc",
 ]
 
@@ -193,6 +193,17 @@ def manual_seed(seed: int) -> None:
 def get_rng() -> np.random.Generator:
     """The host generator behind initialisation, dropout and masking."""
     return _state.rng
+
+
+def get_rng_state() -> dict:
+    """The host generator's state (JSON-serialisable), for checkpoints that resume exactly."""
+    return {"seed": _state.seed, "numpy": _state.rng.bit_generator.state}
+
+
+def set_rng_state(state: dict) -> None:
+    _state.seed = int(state.get("seed", 0))
+    _state.rng = np.random.default_rng()
+    _state.rng.bit_generator.state = state["numpy"]
 
 
 def _host_or_device(xp, host_array):
