@@ -407,6 +407,8 @@ def _accumulate_leaf(t, g):
     # Out of place: ``g`` may be shared with another tensor's gradient (``a + b`` passes the
     # same array to both), so it must never be modified in place afterwards.
     if t.grad is None:
+        if not getattr(getattr(g, "flags", None), "writeable", True):
+            g = g.copy()        # a broadcast view (from sum/mean/expand): give the leaf its own array
         t.grad = Tensor._make(g, False, None, 0)
     else:
         t.grad.data = t.grad.data + g

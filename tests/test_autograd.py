@@ -295,3 +295,10 @@ def test_creation_functions():
     assert mb.full((2,), 7.0).numpy().tolist() == [7.0, 7.0]
     assert mb.arange(5).numpy().tolist() == [0, 1, 2, 3, 4]
     assert mb.rand(100).numpy().min() >= 0
+
+
+def test_leaf_gradient_from_a_broadcast_is_a_writable_array():
+    x = t64(np.ones((3, 4)))
+    x.sum().backward()                  # Sum's backward broadcasts a scalar
+    x.grad.data *= 0.5                  # must not raise "assignment destination is read-only"
+    np.testing.assert_array_equal(x.grad.data, np.full((3, 4), 0.5))
