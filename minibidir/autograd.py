@@ -188,6 +188,16 @@ def _op_error(cls, err, inputs):
     return type(err)(f"{cls.__name__}: {msg} [inputs: {shapes}]")
 
 
+class _ToDevice(Function):
+    """y = x on another device;  dx = g moved back (so ``x.to("cuda")`` stays differentiable)."""
+    def forward(self, x, device="cpu"):
+        self.source = B.device_of(x)
+        return B.to_device(x, device)
+
+    def backward(self, g):
+        return B.to_device(g, self.source)
+
+
 class _Freed:
     """Marks a node whose saved arrays were released by a backward pass."""
 
@@ -218,8 +228,11 @@ class Tensor:
             data = np.asarray(arr, dtype=dtype) if dtype is not None else arr
             if B.get_backend() != "numpy" and device is None:
                 device = "cuda"
-        elif dtype is not None and data.dtype != np.dtype(dtype):
-            data = data.astype(dtype)
+        else:
+            if dtype is not None and data.dtype != np.dtype(dtype):
+                data = data.astype(dtype)
+            if xp is np and B.get_backend() != "numpy" and device is None:
+                device = "cuda"     # like PyTorch's default device: host arrays follow the backend
         if device is not None:
             data = B.to_device(data, device)
         self.data = data
@@ -318,11 +331,12 @@ class Tensor:
     def to(self, target):
         """``to("cuda")`` / ``to("cpu")`` moves the data; ``to(float64)`` casts (differentiably)."""
         if isinstance(target, str):
-            data = B.to_device(self.data, target)
-            if data is self.data:
+            kind = str(target).split(":")[0]
+            if kind not in ("cpu", "cuda"):
+                raise ValueError(f"to: unknown device {target!r}; expected 'cpu' or 'cuda'")
+            if B.device_of(self.data) == kind:
                 return self
-            out = Tensor._make(data, self._requires_grad, None, 0)
-            return out
+            return _ToDevice.apply(self, device=str(target))
         return self.astype(target)
 
     def cpu(self):
@@ -417,26 +431,34 @@ def _accumulate_leaf(t, g):
 def _topological_order(root):
     """Function nodes reachable from ``root``, each after all nodes that consume its output.
 
-    Iterative depth-first search (no recursion: a 20,000-op chain must work).
+    Iterative depth-first search (no recursion: a 20,000-op chain must work).  A node is
+    appended only when everything it depends on has been appended (post-order), so the
+    reversed list puts every consumer before its producers.  A node is marked done when it is
+    *finished*, not when first pushed: marking at push time lets a node pushed early by one
+    consumer be finished before another consumer reached later (``c + f(c)``), and its
+    gradient would be passed on incomplete.
     """
     order = []
-    visited = {root}
+    done = set()
     stack = [(root, False)]
     while stack:
         node, expanded = stack.pop()
         if expanded:
-            order.append(node)
+            if node not in done:
+                done.add(node)
+                order.append(node)
             continue
-        stack.append((node, True))
+        if node in done:
+            continue
         parents = node.parents
         if parents is _Freed:
             raise RuntimeError(
                 f"backward: trying to backward through the graph a second time ({type(node).__name__} "
                 f"already released its saved values); pass retain_graph=True to the first backward")
+        stack.append((node, True))
         for p in parents:
             c = p._ctx
-            if c is not None and c not in visited:
-                visited.add(c)
+            if c is not None and c not in done:
                 stack.append((c, False))
     order.reverse()     # consumers first
     return order

@@ -111,7 +111,7 @@ def gradcheck(fn, *inputs, eps=1e-6, atol=1e-6, rtol=1e-4, max_elementwise=256,
                 flat[k] = (f_at(i, d) - f_at(i, -d)) / (2 * eps)
             err = np.abs(a - numeric) - (atol + rtol * np.abs(numeric))
             if (err > 0).any():
-                k = np.unravel_index(int(np.argmax(err)), shape)
+                k = tuple(int(j) for j in np.unravel_index(int(np.argmax(err)), shape))
                 msg = (f"gradcheck: gradient of input {i} (shape {shape}) is wrong at element {k}: "
                        f"analytic {a[k]:.10g}, numeric {numeric[k]:.10g} "
                        f"(|diff| {abs(a[k] - numeric[k]):.3g}, allowed {atol + rtol * abs(numeric[k]):.3g}; "

@@ -302,3 +302,39 @@ def test_leaf_gradient_from_a_broadcast_is_a_writable_array():
     x.sum().backward()                  # Sum's backward broadcasts a scalar
     x.grad.data *= 0.5                  # must not raise "assignment destination is read-only"
     np.testing.assert_array_equal(x.grad.data, np.full((3, 4), 0.5))
+
+
+def test_residual_connection_through_an_intermediate():
+    # c + f(c) with c an intermediate: the gradient through f must reach c before c passes
+    # its gradient on (a topological-order bug once dropped it).
+    x = mb.tensor(0.5, requires_grad=True, dtype=np.float64)
+    n = x * 2
+    (n + F.tanh(n)).backward()
+    assert x.grad.item() == pytest.approx(2 * (1 + (1 - math.tanh(1.0) ** 2)), rel=1e-14)
+    x.grad = None
+    n = x * 2
+    (F.tanh(n) + n).backward()
+    assert x.grad.item() == pytest.approx(2 * (1 + (1 - math.tanh(1.0) ** 2)), rel=1e-14)
+
+
+def test_stacked_residual_blocks_match_gradcheck():
+    rng = np.random.default_rng(4)
+    w1, w2 = t64(rng.standard_normal((4, 4)) * 0.5), t64(rng.standard_normal((4, 4)) * 0.5)
+    x = t64(rng.standard_normal((3, 4)))
+
+    def net(x, w1, w2):
+        h = x + F.tanh(x @ w1)          # residual block 1
+        h = h + F.tanh(h @ w2)          # residual block 2
+        return F.layer_norm(h + h * h, 4)
+    assert mb.gradcheck(net, x, w1, w2)
+
+
+def test_to_device_is_differentiable():
+    from minibidir import backend as B
+    x = t64([1.0, 2.0])
+    with B.backend("standin"):
+        y = x.to("cuda")
+        assert y.device == "cuda" and y.grad_fn is not None
+        (y * y).sum().backward()
+    assert x.grad.device == "cpu"
+    np.testing.assert_allclose(x.grad.numpy(), [2.0, 4.0])

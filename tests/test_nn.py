@@ -161,7 +161,8 @@ def test_module_to_standin_device_and_back():
         assert out.device == "cuda"
         np.testing.assert_allclose(out.numpy(), ref, rtol=1e-6)
         with pytest.raises(TypeError, match="host"):
-            m(mb.tensor(x))              # a host input to a device model
+            m(mb.tensor(x, device="cpu"))      # a host input to a device model
+        assert mb.tensor(x).device == "cuda"       # host arrays follow the selected backend
     m.to("cpu")
     assert all(p.device == "cpu" for p in m.parameters())
 

@@ -27,6 +27,7 @@ from .losses import (Softmax, LogSoftmax, LogSumExp, CrossEntropy, BCEWithLogits
                      softmax, log_softmax, logsumexp, cross_entropy, nll_loss,
                      binary_cross_entropy_with_logits, mse_loss)
 from .layers import Dropout, Embedding, LayerNorm, dropout, embedding, layer_norm
+from .attention import ScaledDotProductAttention, scaled_dot_product_attention
 
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "softmax", "log_softmax", "logsumexp",
     "cross_entropy", "nll_loss", "binary_cross_entropy_with_logits", "mse_loss",
     "dropout", "embedding", "layer_norm",
+    "scaled_dot_product_attention",
     "reshape", "transpose", "permute", "swapaxes", "squeeze", "unsqueeze", "expand",
     "broadcast_to", "flatten", "sum", "mean", "max", "min", "var", "getitem", "astype",
 ]

@@ -22,8 +22,9 @@ def _t(x, like=None):
         if isinstance(x, numbers.Number):
             dt = like.dtype if like.dtype.kind in "fc" or isinstance(x, numbers.Integral) else B.get_default_dtype()
             return Tensor._make(xp.asarray(x, dtype=dt), False, None, 0)
-        if get_array_module(x) is not xp and xp is not np:
-            raise TypeError(f"cannot mix a host array with a tensor on device '{like.device}'")
+        if hasattr(x, "shape") and get_array_module(x) is not xp:
+            # Keep it where it is: the op then refuses the mix with an error naming itself.
+            return Tensor._make(x, False, None, 0)
     return Tensor(x)
 
 

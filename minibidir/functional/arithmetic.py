@@ -117,10 +117,10 @@ class MatMul(Function):
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
         g2 = g
+        if b.ndim == 1:             # first: for 1-D @ 1-D, g is 0-d and has no column axis yet
+            g2 = g2[..., None]
         if a.ndim == 1:
             g2 = g2[..., None, :]
-        if b.ndim == 1:
-            g2 = g2[..., None]
         ga = gb = None
         if na:
             ga = g2 @ b2.swapaxes(-1, -2)

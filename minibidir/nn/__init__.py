@@ -5,4 +5,9 @@ from .embedding import Embedding
 from .dropout import Dropout
 from .norm import LayerNorm
 from .activation import ReLU, GELU, Tanh, Sigmoid, Softmax, LogSoftmax
+from .recurrent import LSTMCell, LSTM
 from . import init
+from .positional import sinusoidal_positional_encoding, SinusoidalPositionalEncoding, LearnedPositionalEmbedding
+from .attention import MultiheadAttention
+from .transformer import (TransformerEncoderLayer, TransformerDecoderLayer, TransformerEncoder,
+                          TransformerDecoder, generate_square_subsequent_mask)
