@@ -239,7 +239,7 @@ def sha256_file(file) -> str:
     return _hash_file(Path(file), True, False)["sha256"]
 
 
-# (resolved path, size, mtime_ns) -> {"sha256": ..., "git_blob": ...}
+# (resolved path, inode, size, mtime_ns) -> {"sha256": ..., "git_blob": ...}
 _memo: dict[tuple, dict] = {}
 
 
@@ -250,7 +250,7 @@ def clear_verification_memo() -> None:
 
 def _stat_key(file: Path):
     st = file.stat()
-    return (str(file.resolve()), st.st_size, st.st_mtime_ns), st.st_size
+    return (str(file.resolve()), st.st_ino, st.st_size, st.st_mtime_ns), st.st_size
 
 
 def _digests(file: Path, spec: FileSpec) -> tuple[int, dict]:
@@ -306,10 +306,22 @@ def _source_url(ds: Dataset, spec: FileSpec) -> str:
 
 
 def _how_to_get(ds: Dataset, spec: FileSpec, cache: Path) -> str:
-    src = ds.file(spec.archive) if spec.archive is not None else spec
-    return (f"Download {src.url} and check it ({src.checksum_text()}), then put it at "
-            f"<mirror>/{src.path} and set {ENV_MIRROR}=<mirror>, or into the cache at "
-            f"{cache / src.path}; or unset {ENV_OFFLINE} to let minibidir download it.")
+    if spec.archive is not None:
+        src = ds.file(spec.archive)
+        return (f"Download {src.url} and check it ({src.checksum_text()}); then either put the "
+                f"unzipped member {spec.member} ({spec.checksum_text()}) at <mirror>/{spec.path}, or "
+                f"the archive itself at <mirror>/{src.path}, and set {ENV_MIRROR}=<mirror> (or put "
+                f"the archive into the cache at {cache / src.path}); or unset {ENV_OFFLINE} to let "
+                f"minibidir download it.")
+    return (f"Download {spec.url} and check it ({spec.checksum_text()}), then put it at "
+            f"<mirror>/{spec.path} and set {ENV_MIRROR}=<mirror>, or into the cache at "
+            f"{cache / spec.path}; or unset {ENV_OFFLINE} to let minibidir download it.")
+
+
+def _offline_error(ds: Dataset, spec: FileSpec, cache: Path) -> DataError:
+    return DataError(f"{_label(ds, spec)} is not in the mirror ({mirror_dir() or f'{ENV_MIRROR} unset'}) "
+                     f"nor in the cache ({cache}), and {ENV_OFFLINE} is set, so it will not be "
+                     f"downloaded. " + _how_to_get(ds, spec, cache))
 
 
 def _local(ds: Dataset, spec: FileSpec, *, verify: bool, cache: Path) -> Path | None:
@@ -482,13 +494,13 @@ def fetch(name: str | Dataset, file: str | None = None, *, timeout: float | None
         return found
     if spec.archive is not None:
         archive_spec = ds.file(spec.archive)
+        if is_offline() and not available(ds, archive_spec.key):
+            raise _offline_error(ds, spec, cache)
         archive = fetch(ds, archive_spec.key, timeout=timeout)
         _extract(ds, archive_spec, archive, cache)
         return cache / spec.path
     if is_offline():
-        raise DataError(f"{_label(ds, spec)} is not in the mirror ({mirror_dir() or f'{ENV_MIRROR} unset'}) "
-                        f"nor in the cache ({cache}), and {ENV_OFFLINE} is set, so it will not be "
-                        f"downloaded. " + _how_to_get(ds, spec, cache))
+        raise _offline_error(ds, spec, cache)
     return _download(ds, spec, cache, DEFAULT_TIMEOUT if timeout is None else timeout)
 
 
