@@ -161,8 +161,10 @@ class Function:
             fn.needs_input_grad = tuple(t.requires_grad for t in inputs)
             fn._retained = None
             return tuple(Tensor._make(o, o.dtype.kind in "fc", fn, i) for i, o in enumerate(out))
-        if not need:
-            return Tensor._make(out, False, None, 0)
+        if type(out) is not np.ndarray and isinstance(out, np.generic):
+            out = np.asarray(out)       # NumPy full reductions give scalars; keep 0-d arrays
+        if not need or out.dtype.kind not in "fc":
+            return Tensor._make(out, False, None, 0)     # integer/bool results are not differentiable
         fn._n_out = 1
         fn.parents = inputs
         fn.needs_input_grad = tuple(t.requires_grad for t in inputs)
@@ -183,7 +185,8 @@ def _op_error(cls, err, inputs):
     head = msg.split(":", 1)[0]
     if head and head == head.lower() and head.replace("_", "").isalpha() and "[inputs:" not in msg:
         return type(err)(f"{msg} [inputs: {shapes}]")     # already names the op
-    if "Implicit conversion" in msg or "host numpy.ndarray" in msg or "Unsupported type" in msg:
+    if ("Implicit conversion" in msg or "host numpy.ndarray" in msg or "Unsupported type" in msg
+            or "was called on a device array" in msg):
         msg = "cannot mix host (NumPy) and device arrays: " + msg
     return type(err)(f"{cls.__name__}: {msg} [inputs: {shapes}]")
 

@@ -103,8 +103,8 @@ class Pow(Function):
 class MatMul(Function):
     """y = a @ b (batched, broadcasting);  da = g b^T, db = a^T g."""
     def forward(self, a, b):
-        ka = a.shape[-1]
-        kb = b.shape[0] if b.ndim == 1 else b.shape[-2]
+        ka = a.shape[-1] if a.ndim else None            # a 0-d operand gets the message below
+        kb = (b.shape[0] if b.ndim == 1 else b.shape[-2]) if b.ndim else None
         if a.ndim == 0 or b.ndim == 0 or ka != kb:
             raise ValueError(f"matmul: shapes {tuple(a.shape)} and {tuple(b.shape)} are not aligned "
                              f"(inner dimensions {ka if a.ndim else '-'} != {kb if b.ndim else '-'})")

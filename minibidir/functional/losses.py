@@ -20,7 +20,8 @@ def _lse(x, axis):
     xp = get_array_module(x)
     m = x.max(axis=axis, keepdims=True)
     m = xp.where(xp.isfinite(m), m, 0)
-    return m + xp.log(xp.exp(x - m).sum(axis=axis, keepdims=True))
+    with np.errstate(divide="ignore"):      # an all -inf row: log 0 = -inf, as PyTorch (no warning)
+        return m + xp.log(xp.exp(x - m).sum(axis=axis, keepdims=True))
 
 
 class Softmax(Function):
@@ -128,7 +129,7 @@ class CrossEntropy(Function):
         if self.reduction == "none":
             w = w * g
         elif self.reduction == "mean":
-            w = w * (g / self.count)
+            w = w * (g / xp.maximum(self.count, 1))    # all rows ignored: w = 0, gradient 0 (as PyTorch)
         else:
             w = w * g
         grad *= w[:, None]

@@ -241,7 +241,8 @@ class Var(Function):
 
     def backward(self, g):
         (xc,) = self.saved
-        return (2.0 / self.denom) * xc * _keep(g, self.axes, self.keepdims)
+        scale = 2.0 / self.denom if self.denom else float("nan")     # N == correction: nan, as PyTorch
+        return scale * xc * _keep(g, self.axes, self.keepdims)
 
 
 class AsType(Function):
@@ -406,4 +407,6 @@ def astype(x, dtype):
     dtype = np.dtype(dtype)
     if x.dtype == dtype:
         return x
+    if dtype.kind not in "fc":      # integer/bool results carry no gradient (as PyTorch)
+        return Tensor._make(x.data.astype(dtype), False, None, 0)
     return AsType.apply(x, dtype=dtype)
