@@ -15,7 +15,7 @@ rowsum(G ⊙ O), because Σ_j P_ij (G Vᵀ)_ij = Σ_d G_id (P V)_id: a sum over 
 instead of S.  Softmax runs in place on the score buffer, and the backward reuses the
 dP buffer for dS.
 
-A row in which every key is masked out has no defined softmax (PyTorch returns NaN).
+A row in which every key is masked out has no defined softmax (a plain softmax over it gives NaN, as ``torch.softmax`` and ``torch.nn.MultiheadAttention`` do).
 Here its weights are defined as 0, so its output is 0 and no gradient flows through it.
 """
 from __future__ import annotations
@@ -147,7 +147,7 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     may be combined with ``attn_mask`` (both apply).  ``scale`` defaults to 1/√E.
     ``dropout_p`` drops attention weights (scaling the rest by 1/(1-p)) when ``training``.
 
-    A query row whose keys are all masked gets weights 0 and output 0 (PyTorch gives NaN),
+    A query row whose keys are all masked gets weights 0 and output 0 (a plain softmax gives NaN there),
     and passes no gradient.  With ``return_weights=True`` the result is ``(output, weights)``,
     the weights (..., L, S) being those multiplied with V (after dropout); both outputs are
     differentiable.
