@@ -421,6 +421,8 @@ class Tensor:
 
 
 def _accumulate_leaf(t, g):
+    if isinstance(g, np.generic):
+        g = np.asarray(g)       # NumPy ops on 0-d arrays return scalars
     # Out of place: ``g`` may be shared with another tensor's gradient (``a + b`` passes the
     # same array to both), so it must never be modified in place afterwards.
     if t.grad is None:
@@ -428,7 +430,8 @@ def _accumulate_leaf(t, g):
             g = g.copy()        # a broadcast view (from sum/mean/expand): give the leaf its own array
         t.grad = Tensor._make(g, False, None, 0)
     else:
-        t.grad.data = t.grad.data + g
+        total = t.grad.data + g
+        t.grad.data = np.asarray(total) if isinstance(total, np.generic) else total
 
 
 def _topological_order(root):
@@ -510,12 +513,17 @@ def _run_backward(root, idx, g, retain_graph):
 # ----------------------------------------------------------------------------- creation
 
 def tensor(data, requires_grad=False, dtype=None, device=None):
-    """A new leaf tensor (``torch.tensor``)."""
+    """A new leaf tensor holding a copy of ``data`` (``torch.tensor``; ``from_numpy`` shares)."""
+    if isinstance(data, Tensor):
+        data = data.data
+    if hasattr(data, "copy") and hasattr(data, "shape"):
+        data = data.copy()
     return Tensor(data, requires_grad=requires_grad, dtype=dtype, device=device)
 
 
 def from_numpy(array):
-    return Tensor(np.asarray(array))
+    """A tensor sharing memory with a NumPy array (``torch.from_numpy``)."""
+    return Tensor(np.asarray(array), device="cpu")
 
 
 def _creation_xp(device):

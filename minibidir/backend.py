@@ -202,8 +202,7 @@ def get_rng_state() -> dict:
 
 def set_rng_state(state: dict) -> None:
     _state.seed = int(state.get("seed", 0))
-    _state.rng = np.random.default_rng()
-    _state.rng.bit_generator.state = state["numpy"]
+    _state.rng.bit_generator.state = state["numpy"]     # same generator object: earlier get_rng() stays valid
 
 
 def _host_or_device(xp, host_array):

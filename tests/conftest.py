@@ -18,6 +18,12 @@ import pytest
 import minibidir as mb
 from minibidir import backend as B
 
+# Real data sets are read from the local mirror beside the checkout when nothing else is set
+# (CI exports the same path); tests that need a data set skip when it is absent.
+_MIRROR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), os.pardir, "shared", "data")
+if "MINIBIDIR_DATA_MIRROR" not in os.environ and os.path.isdir(_MIRROR):
+    os.environ["MINIBIDIR_DATA_MIRROR"] = os.path.normpath(_MIRROR)
+
 try:
     from hypothesis import settings, HealthCheck
 except ImportError:          # hypothesis is a test-only dependency; its tests skip without it

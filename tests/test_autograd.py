@@ -338,3 +338,16 @@ def test_to_device_is_differentiable():
         (y * y).sum().backward()
     assert x.grad.device == "cpu"
     np.testing.assert_allclose(x.grad.numpy(), [2.0, 4.0])
+
+
+def test_tensor_copies_and_from_numpy_shares():
+    a = np.ones(3)
+    t, s = mb.tensor(a), mb.from_numpy(a)
+    a[0] = 7.0
+    assert t.numpy()[0] == 1.0 and s.numpy()[0] == 7.0
+
+
+def test_gradient_of_a_0d_leaf_is_an_array():
+    w = mb.tensor(np.array(1.5), requires_grad=True)
+    (w * w).backward()
+    assert isinstance(w.grad.data, np.ndarray) and w.grad.data.shape == () and w.grad.item() == 3.0
