@@ -1,7 +1,8 @@
 """Long short-term memory: ``LSTMCell`` (one step, composed from primitive ops, to read) and
 ``LSTM`` (whole sequences, one fused Function per layer and direction, to train).
 
-The cell (Hochreiter & Schmidhuber, 1997; the form PyTorch uses, gate order i, f, g, o)::
+The cell (Hochreiter & Schmidhuber, 1997, with the forget gate of Gers et al., 2000; the form
+PyTorch uses, gate order i, f, g, o)::
 
     i  = σ(W_ii x + b_ii + W_hi h + b_hi)        input gate
     f  = σ(W_if x + b_if + W_hf h + b_hf)        forget gate
@@ -119,11 +120,13 @@ class LSTMLayer(Function):
     ``(output (T, B, H), h_n (B, H), c_n (B, H))``.  The cell is :func:`lstm_cell`'s.
 
     Forward.  The input projection of every time step is one matrix product,
-    A_x = X W_ihᵀ + b_ih + b_hh with X = x viewed as (T·B, In); then one (B, H)·(H, 4H) product
-    per step adds W_hh h_{t-1}.  Inside, the gate blocks are reordered to i, f, o, g so the
-    three sigmoids sit side by side, and σ(a) = ½(1 + tanh(a/2)) is used: with the i, f, o
-    rows of the weights halved (exact: a power of two), a single tanh over all 4H columns
-    yields all four gates.  This form never overflows (tanh saturates at ±1).
+    A_x = X W_ihᵀ + b_ih + b_hh with X = x viewed as (T·B, In); then one product per step
+    adds W_hh h_{t-1}.  Inside, the gates are reordered to i, f, o, g so the three sigmoids
+    sit side by side, and kept gate-major ((4, T, B, H): every gate of a step is one
+    contiguous (B, H) block, so the elementwise work runs on contiguous memory).  The
+    sigmoid is computed as σ(a) = ½(1 + tanh(a/2)): with the i, f, o rows of the weights
+    halved (exact: a power of two), one tanh over the step's four blocks yields all four
+    gates.  This form never overflows (tanh saturates at ±1).
 
     Backward (BPTT).  Going back in time with δh = ∂L/∂h_t (from the output and from step
     t+1) and δc = ∂L/∂c_t (from step t+1)::
@@ -132,6 +135,8 @@ class LSTMLayer(Function):
         δa_o = δh ⊙ tanh c_t ⊙ o(1−o)      δa_i = δc ⊙ g ⊙ i(1−i)
         δa_f = δc ⊙ c_{t−1} ⊙ f(1−f)       δa_g = δc ⊙ i ⊙ (1−g²)
         δh_{t−1} = δa W_hh,                 δc_{t−1} = δc ⊙ f
+
+    (for ``reverse=True`` the recurrence runs t = T−1 .. 0, so "t−1" reads "t+1").
 
     The δa of all steps are kept, so the weight gradients are one matrix product each at the
     end: ∂W_ih = δAᵀ X, ∂W_hh = δAᵀ H_prev (H_prev stacks every h_{t−1}), ∂b = Σ δA, and
@@ -146,21 +151,22 @@ class LSTMLayer(Function):
         xp = get_array_module(x)
         T, Bn, In = x.shape
         H = w_hh.shape[1]
-        H3 = 3 * H
         dt = x.dtype
-        # Halved i, f, o rows: one tanh gives tanh(a_g) and tanh(a/2) for the sigmoids.
-        wih_s = _ifog_halved(w_ih)
-        whh_sT = xp.ascontiguousarray(_ifog_halved(w_hh).T)          # (H, 4H)
-        # All time steps' input projections in one matrix product; this buffer then holds
-        # the pre-activations and, after each step, the gate values (i, f, o, g).
-        gates = x.reshape(T * Bn, In) @ wih_s.T
+        # Weights in gate order i, f, o, g with the i, f, o rows halved, split by gate:
+        # (4, In, H) and (4, H, H), so every product lands gate-major, one (B, H) block per gate.
+        wih_s = _ifog_halved(w_ih).reshape(4, H, In).transpose(0, 2, 1)
+        whh_s = xp.ascontiguousarray(_ifog_halved(w_hh).reshape(4, H, H).transpose(0, 2, 1))
+        # All time steps' input projections in one (batched) matrix product; this buffer then
+        # holds the pre-activations and, after each step, the gate values.
+        x2 = x.reshape(T * Bn, In)                                    # (a copy if x is a strided view)
+        gates = xp.matmul(x2, wih_s)                                  # (4, T*B, H)
         if b:
-            gates += _ifog_halved(b[0] + b[1])
-        gates = gates.reshape(T, Bn, 4 * H)
+            gates += _ifog_halved(b[0] + b[1]).reshape(4, 1, H)
+        gates = gates.reshape(4, T, Bn, H)
         hs = xp.empty((T + 1, Bn, H), dtype=dt)       # states in time order, one extra slot
         cs = xp.empty((T + 1, Bn, H), dtype=dt)       # for the initial state (first or last)
         tcs = xp.empty((T, Bn, H), dtype=dt)          # tanh(c_t)
-        tmp = xp.empty((Bn, 4 * H), dtype=dt)
+        rec = xp.empty((4, Bn, H), dtype=dt)
         ig = xp.empty((Bn, H), dtype=dt)
         masks = None if lengths is None else _step_masks(lengths, T, xp)
         first = T if reverse else 0
@@ -168,25 +174,25 @@ class LSTMLayer(Function):
         cs[first] = c0
         for t in (range(T - 1, -1, -1) if reverse else range(T)):
             p, n = (t + 1, t) if reverse else (t, t + 1)        # slots of h_{t-1} and h_t
-            G = gates[t]
-            xp.matmul(hs[p], whh_sT, out=tmp)
-            G += tmp
+            G = gates[:, t]                                    # (4, B, H): i, f, o, g
+            xp.matmul(hs[p], whh_s, out=rec)                   # W_hh h_{t-1}, per gate
+            G += rec
             xp.tanh(G, out=G)
-            S = G[:, :H3]
+            S = G[:3]
             S *= 0.5
             S += 0.5                                           # σ = ½(1 + tanh(a/2))
             c = cs[n]
-            xp.multiply(G[:, H:2 * H], cs[p], out=c)           # f ⊙ c_{t-1}
-            xp.multiply(G[:, :H], G[:, H3:], out=ig)           # i ⊙ g
+            xp.multiply(G[1], cs[p], out=c)                    # f ⊙ c_{t-1}
+            xp.multiply(G[0], G[3], out=ig)                    # i ⊙ g
             c += ig
             tc = tcs[t]
             xp.tanh(c, out=tc)
-            xp.multiply(G[:, 2 * H:H3], tc, out=hs[n])         # o ⊙ tanh(c_t)
+            xp.multiply(G[2], tc, out=hs[n])                   # o ⊙ tanh(c_t)
             if masks is not None:                              # padded: keep the old state
                 m = masks[t]
                 hs[n] = xp.where(m, hs[n], hs[p])
                 cs[n] = xp.where(m, c, cs[p])
-        self.saved = (x, w_ih, w_hh, gates, hs, cs, tcs, masks)
+        self.saved = (x2, w_ih, w_hh, gates, hs, cs, tcs, masks)
         self.reverse, self.n_bias = reverse, len(b)
         out = hs[:T] if reverse else hs[1:]
         if masks is not None:
@@ -195,53 +201,56 @@ class LSTMLayer(Function):
         return out, hs[last].copy(), cs[last].copy()
 
     def backward(self, g_out, g_hn, g_cn):
-        x, w_ih, w_hh, gates, hs, cs, tcs, masks = self.saved
+        x2, w_ih, w_hh, gates, hs, cs, tcs, masks = self.saved
         xp = get_array_module(gates)
-        T, Bn, In = x.shape
-        H = w_hh.shape[1]
-        H2, H3 = 2 * H, 3 * H
+        _, T, Bn, H = gates.shape
+        In = x2.shape[1]
         dt = gates.dtype
         reverse = self.reverse
         whh = _ifog(w_hh)                                      # (4H, H), order i, f, o, g
         dA = xp.empty((T, Bn, 4 * H), dtype=dt)                # ∂L/∂(pre-activations)
         dh = xp.zeros((Bn, H), dtype=dt) if g_hn is None else g_hn.astype(dt, copy=True)
         dc = xp.zeros((Bn, H), dtype=dt) if g_cn is None else g_cn.astype(dt, copy=True)
-        if g_out is not None and masks is not None:
-            g_out = g_out * masks                              # padded outputs are constants
+        if masks is not None:
+            on = masks.astype(dt)                              # 1 at real steps, 0 at padding
+            off = 1 - on
+            if g_out is not None:
+                g_out = g_out * on                             # padded outputs are constants
         tmp = xp.empty((Bn, H), dtype=dt)
-        d3 = xp.empty((Bn, H3), dtype=dt)
+        d3 = xp.empty((3, Bn, H), dtype=dt)
+        D = xp.empty((4, Bn, H), dtype=dt)                     # this step's δa, gate-major
         for t in (range(T) if reverse else range(T - 1, -1, -1)):
             p = t + 1 if reverse else t                        # slot of c_{t-1}
             if g_out is not None:
                 dh += g_out[t]
             if masks is not None:                              # padded rows skip the cell
-                m = masks[t]
-                keep_h = xp.where(m, 0, dh)
-                keep_c = xp.where(m, 0, dc)
-                dh *= m
-                dc *= m
-            G = gates[t]
-            i, f, o, g = G[:, :H], G[:, H:H2], G[:, H2:H3], G[:, H3:]
+                keep_h = dh * off[t]
+                keep_c = dc * off[t]
+                dh *= on[t]
+                dc *= on[t]
+            G = gates[:, t]
+            i, f, o, g = G[0], G[1], G[2], G[3]
             tc = tcs[t]
-            D = dA[t]
             xp.multiply(tc, tc, out=tmp)                       # δc += δh o (1 - tanh²c)
             xp.subtract(1, tmp, out=tmp)
             tmp *= o
             tmp *= dh
             dc += tmp
-            xp.multiply(dc, g, out=D[:, :H])                   # ∂L/∂i
-            xp.multiply(dc, cs[p], out=D[:, H:H2])             # ∂L/∂f
-            xp.multiply(dh, tc, out=D[:, H2:H3])               # ∂L/∂o
-            xp.multiply(dc, i, out=D[:, H3:])                  # ∂L/∂g
+            xp.multiply(dc, g, out=D[0])                       # ∂L/∂i
+            xp.multiply(dc, cs[p], out=D[1])                   # ∂L/∂f
+            xp.multiply(dh, tc, out=D[2])                      # ∂L/∂o
+            xp.multiply(dc, i, out=D[3])                       # ∂L/∂g
             dc *= f                                            # δc_{t-1}
-            S = G[:, :H3]                                      # through σ: s (1 - s)
+            S = G[:3]                                          # through σ: s (1 - s)
             xp.subtract(1, S, out=d3)
             d3 *= S
-            D[:, :H3] *= d3
+            D[:3] *= d3
             xp.multiply(g, g, out=tmp)                         # through tanh: 1 - g²
             xp.subtract(1, tmp, out=tmp)
-            D[:, H3:] *= tmp
-            xp.matmul(D, whh, out=dh)                          # δh_{t-1}
+            D[3] *= tmp
+            Dt = dA[t]
+            Dt.reshape(Bn, 4, H).transpose(1, 0, 2)[...] = D   # into row layout (B, 4H)
+            xp.matmul(Dt, whh, out=dh)                         # δh_{t-1}
             if masks is not None:
                 dh += keep_h
                 dc += keep_c
@@ -251,7 +260,7 @@ class LSTMLayer(Function):
         if need[0]:
             gx = (dA2 @ _ifog(w_ih)).reshape(T, Bn, In)
         if need[3]:
-            gw_ih = _ifog(dA2.T @ x.reshape(T * Bn, In))
+            gw_ih = _ifog(dA2.T @ x2)
         if need[4]:
             h_prev = hs[1:] if reverse else hs[:T]            # h_{t-1} for every t, stacked
             gw_hh = _ifog(dA2.T @ h_prev.reshape(T * Bn, H))
