@@ -3,3 +3,4 @@ WordPiece, encoding with special tokens, truncation and padding, decoding, train
 from .tokenizer import WordPieceTokenizer, BertTokenizer, SPECIAL_TOKENS
 
 __all__ = ["WordPieceTokenizer", "BertTokenizer", "SPECIAL_TOKENS"]
+from .masking import mask_tokens
