@@ -81,7 +81,7 @@ def sinusoidal_positional_encoding(max_len, d_model, dtype=None, device=None):
         data = table if xp is np else xp.asarray(table)
     else:
         data = B.to_device(table, device)
-    return Tensor(data)
+    return Tensor._make(data, False, None, 0)
 
 
 def _seq_axis(x, batch_first, who):
@@ -123,6 +123,11 @@ class SinusoidalPositionalEncoding(Module):
     (The PyTorch tutorial registers a persistent ``pe`` of shape ``(max_len, 1, d_model)``;
     to load one of its checkpoints, drop that key or pass ``strict=False``.)
     The encoding has no parameters; gradients flow to ``x`` unchanged.
+
+    The table is built in ``dtype`` (the default float dtype, float32, when ``None``) from
+    float64 angles.  ``.double()`` casts that float32 table, keeping its rounding (as PyTorch
+    casts a buffer); pass ``dtype=np.float64`` for a table exact in float64.  An input of
+    another float dtype gets the table cast to its dtype.
     """
 
     def __init__(self, d_model, max_len=5000, dropout=0.0, batch_first=False, dtype=None):

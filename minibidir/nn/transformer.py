@@ -30,12 +30,14 @@ Masks follow :class:`~minibidir.nn.MultiheadAttention` (PyTorch's convention): a
 from __future__ import annotations
 
 import copy
+import math
 
 import numpy as np
 
 from .. import backend as B
 from .. import functional as F
-from ..autograd import Tensor
+from ..autograd import Function, Tensor
+from .activation import GELU, ReLU
 from .attention import MultiheadAttention
 from .dropout import Dropout
 from .linear import Linear
@@ -43,7 +45,7 @@ from .module import Module, ModuleList
 from .norm import LayerNorm
 
 __all__ = ["TransformerEncoderLayer", "TransformerDecoderLayer", "TransformerEncoder",
-           "TransformerDecoder", "generate_square_subsequent_mask"]
+           "TransformerDecoder", "generate_square_subsequent_mask", "FeedForward", "feed_forward"]
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -67,7 +69,7 @@ def generate_square_subsequent_mask(sz, device=None, dtype=None):
         data = mask if xp is np else xp.asarray(mask)
     else:
         data = B.to_device(mask, device)
-    return Tensor(data)
+    return Tensor._make(data, False, None, 0)
 
 
 def _get_activation_fn(activation, who):
@@ -129,6 +131,145 @@ def _finish_init(module, device):
         module.to(device)
 
 
+# ----------------------------------------------------------------------------- the feed-forward sub-layer
+
+_INV_SQRT_2 = 1.0 / math.sqrt(2.0)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+class FeedForward(Function):
+    """The position-wise feed-forward network in one node (document §3.4), on rows X:
+
+        A = X W1ᵀ + b1,   H = dropout(act(A)),   Y = H W2ᵀ + b2
+
+    With act = ReLU and no dropout this is the document's FFN(x) = max(0, x W1 + b1) W2 + b2
+    (its W1, W2 are ``linear1.weight``ᵀ, ``linear2.weight``ᵀ here, PyTorch's layout).
+    ``act`` is "relu" or "gelu" (exact: A Φ(A)).  Dropout keeps each element with
+    probability 1 - p and scales it by 1/(1-p); M is that mask (0 or 1/(1-p)).
+
+    Backward, with G = ∂ℓ/∂Y:
+
+        dW2 = Gᵀ H,   db2 = Σ_rows G,   dH = G W2,
+        dA = dH ⊙ M ⊙ act'(A)      (ReLU: [A > 0];  GELU: Φ(A) + A φ(A)),
+        dW1 = dAᵀ X,  db1 = Σ_rows dA,  dX = dA W1.
+
+    What fusing saves over Linear, activation, Dropout, Linear as four nodes: the bias, the
+    activation and the dropout run in place on one (rows, dim_feedforward) buffer, and the
+    backward works in place on dH.  For ReLU only H is kept, because M ⊙ [A > 0] =
+    [H > 0] / (1-p); the composed ops keep the activation's output, the dropout mask and the
+    dropout's output.  The dropout draws the same random numbers, in the same order, as
+    ``F.dropout``, so the fused and composed sub-layers give identical results.
+    """
+
+    def forward(self, x, w1, w2, *biases, activation="relu", p=0.0):
+        xp = B.get_array_module(x)
+        dt = x.dtype.type
+        x2 = x.reshape(-1, x.shape[-1])
+        a = x2 @ w1.T                                         # A = X W1ᵀ + b1
+        if biases:
+            a += biases[0]
+        keep = None
+        if activation == "relu":
+            h = xp.maximum(a, 0, out=a)                       # in place: A is not needed again
+            saved_act = None
+        else:                                                 # exact GELU: A Φ(A)
+            cdf = 0.5 * (1 + B.erf(a * _INV_SQRT_2))
+            h = a * cdf
+            saved_act = (a, cdf)
+        if p > 0.0:
+            if p >= 1.0:
+                h[...] = 0
+                keep = xp.zeros(h.shape, dtype=bool)
+            else:
+                keep = B.random_uniform(xp, h.shape, h.dtype) >= p      # as F.dropout draws it
+                h *= keep
+                h *= dt(1.0 / (1.0 - p))
+        y = h @ w2.T                                          # Y = H W2ᵀ + b2
+        if biases:
+            y += biases[1]
+        self.saved = (x2, w1, w2, h, keep, saved_act)
+        self.activation, self.p, self.in_shape = activation, p, x.shape
+        return y.reshape(x.shape[:-1] + (w2.shape[0],))
+
+    def backward(self, g):
+        x2, w1, w2, h, keep, saved_act = self.saved
+        need = self.needs_input_grad
+        g2 = g.reshape(-1, w2.shape[0])
+        gw2 = g2.T @ h if need[2] else None                   # dW2 = Gᵀ H
+        gb2 = g2.sum(axis=0) if len(need) > 4 and need[4] else None
+        gx = gw1 = gb1 = None
+        if need[0] or need[1] or (len(need) > 3 and need[3]):
+            ga = g2 @ w2                                      # dH = G W2, then dA in place
+            p = self.p
+            if self.activation == "relu":
+                ga *= h > 0                                   # M ⊙ [A > 0] = [H > 0] / (1-p)
+                if 0.0 < p < 1.0:
+                    ga *= ga.dtype.type(1.0 / (1.0 - p))
+            else:
+                if keep is not None:
+                    ga *= keep
+                    if p < 1.0:
+                        ga *= ga.dtype.type(1.0 / (1.0 - p))
+                a, cdf = saved_act
+                xp = B.get_array_module(a)
+                pdf = _INV_SQRT_2PI * xp.exp(-0.5 * a * a)
+                ga *= cdf + a * pdf                           # GELU'(A) = Φ(A) + A φ(A)
+            if need[1]:
+                gw1 = ga.T @ x2                               # dW1 = dAᵀ X
+            if len(need) > 3 and need[3]:
+                gb1 = ga.sum(axis=0)
+            if need[0]:
+                gx = (ga @ w1).reshape(self.in_shape)         # dX = dA W1
+        return (gx, gw1, gw2) + ((gb1, gb2) if len(need) > 3 else ())
+
+
+def feed_forward(x, w1, b1, w2, b2, activation="relu", dropout=0.0, training=True):
+    """``linear2(dropout(act(linear1(x))))`` as one :class:`FeedForward` node.
+
+    ``w1`` (dim_feedforward, d_model) and ``w2`` (d_model, dim_feedforward) in PyTorch's
+    Linear layout; ``b1``, ``b2`` both given or both ``None``; ``activation`` "relu" or "gelu";
+    ``dropout`` applies in training only.
+    """
+    if activation not in ("relu", "gelu"):
+        raise ValueError(f"feed_forward: activation must be 'relu' or 'gelu', got {activation!r}")
+    if (b1 is None) != (b2 is None):
+        raise ValueError("feed_forward: give both biases or neither")
+    if x.shape[-1] != w1.shape[1] or w2.shape[1] != w1.shape[0]:
+        raise ValueError(f"feed_forward: input {x.shape}, W1 {w1.shape} and W2 {w2.shape} do not chain "
+                         f"(expected x (..., d), W1 (ff, d), W2 (d, ff))")
+    if not 0.0 <= dropout <= 1.0:
+        raise ValueError(f"feed_forward: dropout must be in [0, 1], got {dropout}")
+    p = dropout if training else 0.0
+    biases = (b1, b2) if b1 is not None else ()
+    return FeedForward.apply(x, w1, w2, *biases, activation=activation, p=p)
+
+
+def _fused_activation(layer):
+    """"relu" / "gelu" when the layer's feed-forward part can run as one FeedForward node."""
+    if not getattr(layer, "fused_ffn", False):
+        return None
+    if type(layer.linear1) is not Linear or type(layer.linear2) is not Linear:
+        return None
+    if (layer.linear1.bias is None) != (layer.linear2.bias is None):
+        return None
+    act = layer.activation
+    if act is F.relu or type(act) is ReLU:
+        return "relu"
+    if act is F.gelu or (type(act) is GELU and act.approximate == "none"):
+        return "gelu"
+    return None
+
+
+def _feed_forward_block(layer, x):
+    """linear2(dropout(activation(linear1(x)))), fused when it can be (same result)."""
+    kind = _fused_activation(layer)
+    if kind is None:
+        return layer.linear2(layer.dropout(layer.activation(layer.linear1(x))))
+    return feed_forward(x, layer.linear1.weight, layer.linear1.bias, layer.linear2.weight,
+                        layer.linear2.bias, activation=kind, dropout=layer.dropout.p,
+                        training=layer.dropout.training)
+
+
 # ----------------------------------------------------------------------------- layers
 
 class TransformerEncoderLayer(Module):
@@ -148,6 +289,8 @@ class TransformerEncoderLayer(Module):
 
     With ``activation="relu"`` the feed-forward part is the document's
     ``FFN(x) = max(0, x W1 + b1) W2 + b2`` (``linear1`` holds W1ᵀ, b1; ``linear2`` W2ᵀ, b2).
+    For "relu" and "gelu" it runs as one :class:`FeedForward` node (the same numbers, fewer
+    passes and less memory); ``layer.fused_ffn = False`` runs the four ops one by one.
 
     Arguments as ``torch.nn.TransformerEncoderLayer``: ``d_model``, ``nhead``,
     ``dim_feedforward=2048``, ``dropout=0.1``, ``activation`` ("relu", "gelu" - exact erf
@@ -184,13 +327,14 @@ class TransformerEncoderLayer(Module):
         self.dropout1 = Dropout(dropout)
         self.dropout2 = Dropout(dropout)
         self.activation = _get_activation_fn(activation, type(self).__name__)
+        self.fused_ffn = True          # run the feed-forward part as one FeedForward node
         _finish_init(self, device)
 
     def forward(self, src, src_mask=None, src_key_padding_mask=None, is_causal=False):
         x = src
         if self.norm_first:
             x = x + self._sa_block(self.norm1(x), src_mask, src_key_padding_mask, is_causal)
-            x = x + self._ff_block(self.norm1(x))
+            x = x + self._ff_block(self.norm2(x))
         else:
             x = self.norm1(x + self._sa_block(x, src_mask, src_key_padding_mask, is_causal))
             x = self.norm2(x + self._ff_block(x))
@@ -204,9 +348,9 @@ class TransformerEncoderLayer(Module):
 
     def _ff_block(self, x):
         """Sub-layer 2: dropout2(linear2(dropout(activation(linear1(x))))) - with ReLU and no
-        dropout, FFN(x) = max(0, x W1 + b1) W2 + b2."""
-        x = self.linear2(self.dropout(self.activation(self.linear1(x))))
-        return self.dropout2(x)
+        dropout, FFN(x) = max(0, x W1 + b1) W2 + b2.  One :class:`FeedForward` node for "relu"
+        and "gelu" (set ``fused_ffn = False`` to run the four ops separately)."""
+        return self.dropout2(_feed_forward_block(self, x))
 
     def extra_repr(self):
         return f"norm_first={self.norm_first}"
@@ -260,6 +404,7 @@ class TransformerDecoderLayer(Module):
         self.dropout2 = Dropout(dropout)
         self.dropout3 = Dropout(dropout)
         self.activation = _get_activation_fn(activation, type(self).__name__)
+        self.fused_ffn = True          # run the feed-forward part as one FeedForward node
         _finish_init(self, device)
 
     def forward(self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
@@ -290,9 +435,9 @@ class TransformerDecoderLayer(Module):
         return self.dropout2(x)
 
     def _ff_block(self, x):
-        """Sub-layer 3: dropout3(linear2(dropout(activation(linear1(x)))))."""
-        x = self.linear2(self.dropout(self.activation(self.linear1(x))))
-        return self.dropout3(x)
+        """Sub-layer 3: dropout3(linear2(dropout(activation(linear1(x))))) (fused as in the
+        encoder layer)."""
+        return self.dropout3(_feed_forward_block(self, x))
 
     def extra_repr(self):
         return f"norm_first={self.norm_first}"
