@@ -107,7 +107,7 @@ def test_bert_model_matches_transformers_outputs_and_gradients(act):
     w_seq, w_pool = rng.standard_normal((3, 9, 32)), rng.standard_normal((3, 32))
 
     o = hf(input_ids=_t(ids), attention_mask=_t(mask), token_type_ids=_t(tt))
-    (( o.last_hidden_state * _t(w_seq)).sum() + (o.pooler_output * _t(w_pool)).sum()).backward()
+    ((o.last_hidden_state * _t(w_seq)).sum() + (o.pooler_output * _t(w_pool)).sum()).backward()
     seq, pooled = m(ids, mask, tt)
     ((seq * w_seq).sum() + (pooled * w_pool).sum()).backward()
 
