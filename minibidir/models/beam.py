@@ -141,10 +141,15 @@ def rerank(nbest, score_fn, weight=1.0):
 
     ``score_fn(list of token tuples) -> sequence of floats``: a second model's log-probability
     of each complete hypothesis (e.g. :meth:`Seq2SeqBiTransformer.score` with
-    ``direction="r2l"``).  Returns new :class:`Hypothesis` objects whose ``score`` is the
+    ``direction="r2l"``).  Unfinished hypotheses (cut off at ``max_len``) are dropped when any
+    hypothesis finished.  Returns new :class:`Hypothesis` objects whose ``score`` is the
     combined score and whose ``components`` hold ``"l2r"`` (the original score) and ``"r2l"``.
     """
     nbest = list(nbest)
+    if any(h.finished for h in nbest):
+        # A hypothesis cut off at max_len has a partial (too high) left-to-right score and would
+        # be scored by the other direction as if it ended there: rank only finished ones.
+        nbest = [h for h in nbest if h.finished]
     if not nbest:
         return []
     other = np.asarray(B.to_numpy(_data(score_fn([h.tokens for h in nbest]))), dtype=np.float64).reshape(-1)

@@ -34,6 +34,7 @@ import numpy as np
 from .. import backend as B
 from .. import functional as F
 from ..autograd import Tensor, no_grad
+from ..nn import init
 from ..nn.embedding import Embedding
 from ..nn.linear import Linear
 from ..nn.module import Module
@@ -685,6 +686,12 @@ class Seq2SeqBiTransformer(Module):
         self.src_embed = Embedding(src_vocab_size, d_model, padding_idx=pad_id, dtype=dtype)
         self.l2r_embed = Embedding(tgt_vocab_size, d_model, padding_idx=pad_id, dtype=dtype)
         self.r2l_embed = Embedding(tgt_vocab_size, d_model, padding_idx=pad_id, dtype=dtype)
+        # Embeddings are scaled by sqrt(d_model) in forward, so start them at std d_model^-1/2
+        # (as fairseq and tensor2tensor do): scaled, they then have unit size, like the
+        # positional encoding, instead of drowning it (N(0, 1) would make them sqrt(d) times larger).
+        for emb in (self.src_embed, self.l2r_embed, self.r2l_embed):
+            init.normal_(emb.weight, 0.0, d_model ** -0.5)
+            emb.weight.data[pad_id] = 0
         self.pos = SinusoidalPositionalEncoding(d_model, max_len, dropout=dropout, batch_first=True, dtype=dtype)
         self.encoder = BiTransformerEncoder(d_model, nhead, num_encoder_layers, mode="full",
                                             dim_feedforward=dim_feedforward, dropout=dropout, batch_first=True,
