@@ -538,16 +538,16 @@ def _dt(dtype):
 
 def zeros(*shape, dtype=None, requires_grad=False, device=None):
     shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
-    return Tensor(_creation_xp(device).zeros(shape, dtype=_dt(dtype)), requires_grad=requires_grad)
+    return Tensor(_creation_xp(device).zeros(shape, dtype=_dt(dtype)), requires_grad=requires_grad, device=device)
 
 
 def ones(*shape, dtype=None, requires_grad=False, device=None):
     shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
-    return Tensor(_creation_xp(device).ones(shape, dtype=_dt(dtype)), requires_grad=requires_grad)
+    return Tensor(_creation_xp(device).ones(shape, dtype=_dt(dtype)), requires_grad=requires_grad, device=device)
 
 
 def full(shape, value, dtype=None, requires_grad=False, device=None):
-    return Tensor(_creation_xp(device).full(shape, value, dtype=_dt(dtype)), requires_grad=requires_grad)
+    return Tensor(_creation_xp(device).full(shape, value, dtype=_dt(dtype)), requires_grad=requires_grad, device=device)
 
 
 def zeros_like(t, dtype=None, requires_grad=False):
@@ -564,15 +564,15 @@ def randn(*shape, dtype=None, requires_grad=False, device=None):
     """Standard normal samples from the library's seeded generator (``manual_seed``)."""
     shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
     data = B.random_normal(_creation_xp(device), tuple(shape), _dt(dtype))
-    return Tensor(data, requires_grad=requires_grad)
+    return Tensor(data, requires_grad=requires_grad, device=device)
 
 
 def rand(*shape, dtype=None, requires_grad=False, device=None):
     """Uniform samples in [0, 1) from the library's seeded generator."""
     shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
     data = B.random_uniform(_creation_xp(device), tuple(shape), _dt(dtype))
-    return Tensor(data, requires_grad=requires_grad)
+    return Tensor(data, requires_grad=requires_grad, device=device)
 
 
 def arange(*args, dtype=None, device=None):
-    return Tensor(_creation_xp(device).arange(*args, dtype=dtype))
+    return Tensor(_creation_xp(device).arange(*args, dtype=dtype), device=device)

@@ -161,3 +161,11 @@ def test_cupy_backend_runs_an_op_and_its_gradient():
     y.backward()
     assert isinstance(x.grad.data, cupy.ndarray)
     assert mb.gradcheck(lambda a: F.gelu(a) * a, x)
+
+
+def test_creation_functions_honour_an_explicit_cpu_device():
+    with B.backend("standin"):
+        for t in (mb.zeros(2, device="cpu"), mb.ones(2, device="cpu"), mb.randn(2, device="cpu"),
+                  mb.rand(2, device="cpu"), mb.arange(3, device="cpu"), mb.full((2,), 1.0, device="cpu")):
+            assert t.device == "cpu"
+        assert mb.zeros(2).device == "cuda"
