@@ -1,6 +1,14 @@
 """The command line: ``python -m minibidir <command> [options]``.
 
 Commands
+  demo       the main example, offline: fill in a hidden word of real English text (the
+             documentation that ships with Python) from its left context only, or from both
+             sides; trains a left-to-right LSTM, a BiLSTM, a causal Transformer and a full
+             (unmasked) one at equal parameter budgets, prints the accuracy table and saves
+             the bar chart (runs/demo_cloze.png).  About a minute on two CPU cores.
+  cloze      experiment 1 in full: the seven cloze models (LSTM and Transformer; left, right,
+             two-tower and full bidirectional) on the stdlib text, WikiText-2 or
+             tiny-shakespeare; table, plot (runs/cloze.png) and optionally the results as JSON.
   autograd   chapter 1's example end to end: a small network trained on a two-spiral data
              set with the autograd engine, its gradients checked against finite differences,
              the loss curve and decision regions saved as a plot.
@@ -125,10 +133,131 @@ def _cmd_autograd(args):
     return 0
 
 
+# ----------------------------------------------------------------------------- experiment 1: cloze
+
+def _positive_int(text):
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {v}")
+    return v
+
+
+def _model_list(text):
+    from .experiments.cloze import MODELS
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    bad = [m for m in names if m not in MODELS]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"unknown model(s) {', '.join(bad) or repr(text)}; "
+                                         f"choose from {', '.join(MODELS)}")
+    return tuple(names)
+
+
+def _run_cloze_command(args, plot_name, settings, json_path=None):
+    from .backend import tune_malloc
+    from .experiments import cloze
+    tune_malloc()
+    progress = not args.no_progress
+    t0 = time.perf_counter()
+    save = (lambda partial: cloze.save_json(partial, json_path)) if json_path else None   # results as they come
+    res = cloze.run_cloze(data=args.data, epochs=args.epochs, seed=args.seed, quick=args.quick,
+                          device=args.device, out_dir=args.out, progress=progress, plot_name=plot_name,
+                          settings=settings, log=print, on_model=save)
+    print()
+    print(res["table"])
+    print()
+    by = {r["model"]: r["accuracy"] for r in res["models"]}
+    for uni, bi, family in (("lstm-left", "bilstm", "LSTM"), ("tf-left", "tf-full", "Transformer"),
+                            ("tf-left", "tf-two-tower", "Transformer (two towers)")):
+        if uni in by and bi in by:
+            print(f"{family}: left context only {100 * by[uni]:.1f}% -> both sides {100 * by[bi]:.1f}% "
+                  f"({100 * (by[bi] - by[uni]):+.1f} points)")
+    print(f"plot saved to {res['plot']}  ({time.perf_counter() - t0:.0f} s in all)")
+    return res
+
+
+def _cmd_demo(args):
+    from .experiments import cloze
+    settings = None if args.quick else dict(cloze.DEMO)
+    _run_cloze_command(args, "demo_cloze.png", settings)
+    return 0
+
+
+def _cmd_cloze(args):
+    settings = {"context": args.context, "vocab_size": args.vocab_size, "max_train": args.max_train,
+                "max_eval": args.max_eval}
+    settings = {k: v for k, v in settings.items() if v is not None}
+    if args.models:
+        settings["models"] = args.models
+    res = _run_cloze_command(args, "cloze.png", settings, args.json)
+    if args.json:
+        from .experiments.cloze import save_json
+        print(f"results saved to {save_json(res, args.json)}")
+    return 0
+
+
+def _add_common(a, default_epochs, plot):
+    a.add_argument("--data", choices=["stdlib", "wikitext2", "tiny_shakespeare"], default="stdlib",
+                   help="text to train and evaluate on (default stdlib: Python's own documentation, offline; "
+                        "the others come from the data mirror or cache, or are downloaded)")
+    a.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where to run (default cpu)")
+    a.add_argument("--epochs", type=_positive_int, default=None, help=f"passes over the training items "
+                                                                      f"(default {default_epochs})")
+    a.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    a.add_argument("--out", default="runs", help=f"output directory for the plot (default runs/, file {plot})")
+    a.add_argument("--quick", action="store_true", help="a tiny setting (two LSTMs, seconds), for tests")
+    a.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _command_summary(sub):
+    """One usage line per command, for the top-level help."""
+    import textwrap
+    lines = ["commands and their options:"]
+    for name, sp in sub.choices.items():
+        usage = " ".join(sp.format_usage().split())[len("usage: "):]
+        lines.append(textwrap.fill(usage, width=96, initial_indent="  ",
+                                   subsequent_indent=" " * (len(f"minibidir {name} ") + 2)))
+    lines.append("")
+    lines.append("python -m minibidir COMMAND --help describes each option.")
+    return "\n".join(lines)
+
+
 def build_parser():
+    from .experiments.cloze import DEMO, FULL
     p = argparse.ArgumentParser(prog="minibidir", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", metavar="command")
+
+    d = sub.add_parser("demo", help="the main example: uni- vs bidirectional cloze on Python's own docs, "
+                                    "about a minute",
+                       description="Fill in a hidden word from its left context only (LSTM, causal "
+                                   "Transformer) or from both sides (BiLSTM, full Transformer), at equal "
+                                   "parameter budgets; prints the accuracy table, saves a bar chart.")
+    _add_common(d, DEMO["epochs"], "demo_cloze.png")
+    d.set_defaults(func=_cmd_demo)
+
+    c = sub.add_parser("cloze", help="experiment 1 in full: seven cloze models, left / right / both sides",
+                       description="Cloze on real text: predict a hidden word from its left context, its "
+                                   "right context, or both, with LSTMs and Transformers (causal, anti-causal, "
+                                   "two-tower, full) at equal parameter budgets.")
+    _add_common(c, FULL["epochs"], "cloze.png")
+    c.add_argument("--models", type=_model_list, default=None,
+                   help="comma-separated, from lstm-left, lstm-right, bilstm, tf-left, tf-right, tf-two-tower, "
+                        "tf-full (default: all)")
+    c.add_argument("--context", type=_positive_int, default=None,
+                   help=f"words of context on each side of the gap (default {FULL['context']})")
+    c.add_argument("--vocab-size", type=_positive_int, default=None,
+                   help=f"the most frequent tokens kept, the rest are [UNK] (default {FULL['vocab_size']})")
+    c.add_argument("--max-train", type=_positive_int, default=None,
+                   help="use at most this many training items (default: all)")
+    c.add_argument("--max-eval", type=_positive_int, default=None,
+                   help=f"evaluate on at most this many items (default {FULL['max_eval']})")
+    c.add_argument("--json", default=None, help="also write the results to this JSON file (updated after "
+                                                  "each model)")
+    c.set_defaults(func=_cmd_cloze)
+
     a = sub.add_parser("autograd", help="chapter 1's example: train a small net on two spirals")
     a.add_argument("--steps", type=int, default=1500, help="gradient steps (default 1500)")
     a.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -136,6 +265,7 @@ def build_parser():
     a.add_argument("--out", default="runs", help="output directory for the plot (default runs/)")
     a.add_argument("--no-progress", action="store_true", help="no progress bar")
     a.set_defaults(func=_cmd_autograd)
+    p.epilog = _command_summary(sub)
     return p
 
 
@@ -149,9 +279,12 @@ def main(argv=None):
         parser.error("--steps must be positive")
     try:
         return args.func(args)
-    except RuntimeError as e:          # e.g. --device cuda without a GPU
+    except RuntimeError as e:          # e.g. --device cuda without a GPU, a data set not available
         print(f"minibidir: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("minibidir: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
