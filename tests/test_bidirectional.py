@@ -14,6 +14,7 @@ import pytest
 
 import minibidir as mb
 from minibidir import backend as B
+from minibidir import functional as F
 from minibidir import nn
 from minibidir import optim
 from minibidir.models import (BiLSTMDecoder, BiLSTMEncoder, BiTransformerDecoder, BiTransformerEncoder,
@@ -870,3 +871,29 @@ def test_seq2seq_on_the_standin_device():
     assert [h.tokens for h in dev_nbest] == [h.tokens for h in host_nbest]
     assert [h.score for h in dev_nbest] == pytest.approx([h.score for h in host_nbest], abs=1e-10)
     assert dev_loss == pytest.approx(host_loss, abs=1e-12)
+
+
+@pytest.mark.parametrize("fn", ["bi_self_attention", "bi_cross_attention"])
+@pytest.mark.parametrize("mask_fn", [causal_mask, anticausal_mask])
+def test_attention_functions_refuse_a_forbidden_convention_mask(fn, mask_fn):
+    # causal_mask marks FORBIDDEN pairs (nn.MultiheadAttention); these functions take SDPA's
+    # "True = may attend" masks.  The unnegated mask is refused with a message naming the fix;
+    # the negated one is accepted and equals the causal computation.
+    import minibidir.models.bidirectional as bd
+    rng = np.random.default_rng(0)
+    q, k, v = (mb.tensor(rng.standard_normal((2, 4, 3))) for _ in range(3))
+    with pytest.raises(ValueError, match=rf"{fn}: attn_mask of shape \(4, 4\) equals {mask_fn.__name__}\(4\).*~{mask_fn.__name__}\(4\)"):
+        getattr(bd, fn)(q, k, v, attn_mask=mask_fn(4))
+    out = getattr(bd, fn)(q, k, v, attn_mask=~mask_fn(4))
+    ref = F.scaled_dot_product_attention(q, k, v, attn_mask=mb.tensor(~mask_fn(4)))
+    np.testing.assert_allclose(out.numpy(), ref.numpy())
+
+
+def test_bidirectional_attention_pair_refuses_a_forbidden_convention_mask():
+    from minibidir.models.bidirectional import bidirectional_cross_attention, bidirectional_self_attention
+    rng = np.random.default_rng(1)
+    s_f, s_b, h_f, h_b = (mb.tensor(rng.standard_normal((3, 3))) for _ in range(4))
+    for fn in (bidirectional_self_attention, bidirectional_cross_attention):
+        with pytest.raises(ValueError, match=fn.__name__):
+            fn(s_f, s_b, h_f, h_b, attn_mask=causal_mask(3))
+        fn(s_f, s_b, h_f, h_b, attn_mask=~causal_mask(3))

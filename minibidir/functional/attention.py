@@ -126,7 +126,7 @@ def _bool_to_bias(allowed, xp, dtype):
     return b
 
 
-def causal_mask(L, S, xp=None):
+def _causal_allowed(L, S, xp=None):
     """Boolean (L, S) mask, True where key j may be attended from query i (j ≤ i): the
     lower-triangular mask of ``is_causal=True`` (aligned to the top-left corner)."""
     xp = xp or B.array_module()
@@ -203,7 +203,7 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
         else:
             bias = m.astype(dt, copy=False)
     if is_causal:
-        cb = _bool_to_bias(causal_mask(L, S, xp), xp, dt)
+        cb = _bool_to_bias(_causal_allowed(L, S, xp), xp, dt)
         bias = cb if bias is None else bias + cb
     masked = bias is not None or grad_mask is not None
     p = dropout_p if training else 0.0

@@ -77,6 +77,31 @@ def anticausal_mask(size, xp=None):
     return xp.tril(xp.ones((size, size), dtype=bool), -1)
 
 
+def _check_keep_mask(who, attn_mask):
+    """Refuse the one mask that is certainly a convention mix-up.
+
+    These functions take :func:`~minibidir.functional.scaled_dot_product_attention`'s masks,
+    where a boolean True means *may attend*; :func:`causal_mask` and :func:`anticausal_mask`
+    follow ``nn.MultiheadAttention`` (True = *forbidden*).  Passed here unnegated, a causal mask
+    would let every position read only the strict future (and the last one nothing): a silent
+    wrong answer, so it is an error.  (To mean exactly that, pass a float mask.)
+    """
+    if attn_mask is None:
+        return
+    m = attn_mask.data if isinstance(attn_mask, Tensor) else attn_mask
+    if getattr(m, "dtype", None) != bool or m.ndim < 2 or m.shape[-1] != m.shape[-2] or m.shape[-1] < 2:
+        return
+    n = m.shape[-1]
+    xp = B.get_array_module(m)
+    for name, forbidden in (("causal_mask", causal_mask(n, xp)), ("anticausal_mask", anticausal_mask(n, xp))):
+        if bool(xp.all(m == forbidden)):
+            raise ValueError(
+                f"{who}: attn_mask of shape {tuple(m.shape)} equals {name}({n}), which marks the "
+                f"FORBIDDEN pairs (nn.MultiheadAttention's convention); here a boolean mask marks the "
+                f"pairs that MAY attend (scaled_dot_product_attention's convention). Pass "
+                f"~{name}({n}) instead")
+
+
 def count_parameters(module):
     """The number of trainable numbers in ``module``."""
     return int(sum(int(np.prod(p.shape)) for p in module.parameters()))
@@ -126,6 +151,7 @@ def bi_self_attention(query, key, value, attn_mask=None):
     is True; a float mask is added to the scores.  The listing calls this "bidirectional" because
     with no mask every query sees keys on both sides of it.
     """
+    _check_keep_mask("bi_self_attention", attn_mask)
     return F.scaled_dot_product_attention(query, key, value, attn_mask=attn_mask)
 
 
@@ -133,6 +159,7 @@ def bi_cross_attention(query, key, value, attn_mask=None):
     """The listing of §5.3.2: the same computation as :func:`bi_self_attention`,
     softmax(Q Kᵀ / √d_k) V, with the queries from the decoder and the keys and values from
     the encoder's output (the listings of §5.3.1 and §5.3.2 are identical)."""
+    _check_keep_mask("bi_cross_attention", attn_mask)
     return F.scaled_dot_product_attention(query, key, value, attn_mask=attn_mask)
 
 
@@ -154,6 +181,7 @@ def bidirectional_self_attention(s_fwd, s_bwd, h_fwd, h_bwd, attn_mask=None):
     """
     _check_pair("bidirectional_self_attention", s_fwd, h_fwd)
     _check_pair("bidirectional_self_attention", s_bwd, h_bwd)
+    _check_keep_mask("bidirectional_self_attention", attn_mask)
     a_f = F.scaled_dot_product_attention(s_fwd, h_fwd, h_fwd, attn_mask=attn_mask)
     a_b = F.scaled_dot_product_attention(s_bwd, h_bwd, h_bwd, attn_mask=attn_mask)
     return F.concat([a_f, a_b], axis=-1)
@@ -168,6 +196,7 @@ def bidirectional_cross_attention(s_fwd, s_bwd, h_fwd, h_bwd, attn_mask=None):
     """
     _check_pair("bidirectional_cross_attention", s_fwd, h_bwd)
     _check_pair("bidirectional_cross_attention", s_bwd, h_fwd)
+    _check_keep_mask("bidirectional_cross_attention", attn_mask)
     c_f = F.scaled_dot_product_attention(s_fwd, h_bwd, h_bwd, attn_mask=attn_mask)
     c_b = F.scaled_dot_product_attention(s_bwd, h_fwd, h_fwd, attn_mask=attn_mask)
     return F.concat([c_f, c_b], axis=-1)
