@@ -79,3 +79,61 @@ def manual_seed():
     with B.backend(B.get_backend()):      # restores the backend (and what "cuda" means) on exit
         yield 0
     mb.set_default_dtype(dtype)
+
+
+# ----------------------------------------------------------------------------- notebooks
+
+NOTEBOOK_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "notebooks")
+
+
+class NotebookRunner:
+    """Executes each chapter notebook at most once per test session (quick settings), keeps
+    the executed copy in a session folder, and remembers failures.
+
+    ``tests/test_notebooks.py`` asserts that every notebook runs; ``tests/test_book.py`` builds
+    the book from the same executed copies instead of running every notebook a second time.
+    The kernel runs with ``MINIBIDIR_QUICK=1`` and without ``MPLBACKEND`` (its inline backend,
+    so that the figures are in the outputs and appear in the book).
+    """
+
+    def __init__(self, out_dir):
+        self.out_dir = out_dir
+        self.results = {}                          # name -> None (ran) or the exception
+
+    def run(self, path):
+        import nbclient
+        import nbformat
+        name = os.path.basename(path)
+        if name not in self.results:
+            saved = {k: os.environ.get(k) for k in ("MINIBIDIR_QUICK", "MPLBACKEND")}
+            os.environ["MINIBIDIR_QUICK"] = "1"
+            os.environ.pop("MPLBACKEND", None)
+            try:
+                nb = nbformat.read(path, as_version=4)
+                client = nbclient.NotebookClient(nb, timeout=900, kernel_name="python3",
+                                                 resources={"metadata": {"path": os.path.dirname(path)}})
+                client.execute()              # raises CellExecutionError with the failing cell's traceback
+                errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+                          if o.get("output_type") == "error"]
+                if errors:
+                    raise AssertionError(f"{name}: error outputs {errors}")
+                nbformat.write(nb, os.path.join(self.out_dir, name))
+                self.results[name] = None
+            except Exception as e:           # remembered, so the other test reports it too
+                self.results[name] = e
+            finally:
+                for k, v in saved.items():
+                    if v is None:
+                        os.environ.pop(k, None)
+                    else:
+                        os.environ[k] = v
+        if self.results[name] is not None:
+            raise self.results[name]
+        return os.path.join(self.out_dir, name)
+
+
+@pytest.fixture(scope="session")
+def notebook_runner(tmp_path_factory):
+    pytest.importorskip("nbformat")
+    pytest.importorskip("nbclient")
+    return NotebookRunner(str(tmp_path_factory.mktemp("executed_notebooks")))

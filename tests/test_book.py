@@ -1,6 +1,8 @@
 """The book builds offline from notebooks/, executes every notebook, and typesets its math.
 
-``python book/build.py`` is run into a temporary folder with ``MINIBIDIR_QUICK=1``.
+``python book/build.py --executed DIR`` is run into a temporary folder on the notebooks as the
+session's runner executed them (``MINIBIDIR_QUICK=1``; see tests/conftest.py), and a small
+book with a failing cell checks that the executing build (the default) fails.
 Then every chapter page is opened in headless Chromium, and each page that holds
 math must have been typeset by the bundled MathJax with no MathJax error.
 
@@ -61,13 +63,15 @@ def _notebooks() -> list[Path]:
     return sorted(p for p in NOTEBOOK_DIR.glob("*.ipynb") if not p.name.startswith("."))
 
 
-def _run_build(out: Path, cwd: Path, build_script: Path) -> subprocess.CompletedProcess:
+def _run_build(out: Path, cwd: Path, build_script: Path, executed: Path | None = None
+               ) -> subprocess.CompletedProcess:
     tmp = out.parent / f"{out.name}-tmp"  # Sphinx writes its crash logs to TMPDIR
     tmp.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, MINIBIDIR_QUICK="1", TMPDIR=str(tmp))
+    extra = ["--executed", str(executed)] if executed is not None else []
     return subprocess.run(
         [sys.executable, str(build_script), "--out", str(out), "--quick",
-         "--timeout", str(CELL_TIMEOUT_S)],
+         "--timeout", str(CELL_TIMEOUT_S), *extra],
         check=False, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True, encoding="utf-8", errors="replace",
     )
@@ -78,10 +82,13 @@ def _tail(text: str, lines: int = 150) -> str:
 
 
 @pytest.fixture(scope="module")
-def html_dir(tmp_path_factory) -> Path:
+def html_dir(tmp_path_factory, notebook_runner) -> Path:
+    """The book built from the notebooks as the session's runner executed them (each notebook
+    runs once per session; tests/test_notebooks.py reports a failing one by name)."""
     pytest.importorskip("jupyter_book", reason="install requirements-dev.txt (jupyter-book<2)")
+    executed = {Path(notebook_runner.run(str(p))).parent for p in _notebooks()}
     out = tmp_path_factory.mktemp("book")
-    result = _run_build(out, REPO_ROOT, BUILD_SCRIPT)
+    result = _run_build(out, REPO_ROOT, BUILD_SCRIPT, executed=executed.pop())
     assert result.returncode == 0, f"book build failed:\n{_tail(result.stdout)}"
     html = out / "_build" / "html"
     assert (html / "index.html").is_file()

@@ -1,11 +1,11 @@
-"""Every chapter notebook runs top to bottom (quick settings); a failing cell fails the suite."""
-import os
+"""Every chapter notebook runs top to bottom (quick settings); a failing cell fails the suite.
+
+The notebooks are executed by the session's ``notebook_runner`` (tests/conftest.py), which the
+book test shares, so each runs once per session.
+"""
 from pathlib import Path
 
 import pytest
-
-nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
@@ -16,13 +16,6 @@ def test_chapters_exist():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_executes(path, monkeypatch):
-    monkeypatch.setenv("MINIBIDIR_QUICK", "1")
-    monkeypatch.setenv("MPLBACKEND", "Agg")
-    nb = nbformat.read(path, as_version=4)
-    client = nbclient.NotebookClient(nb, timeout=900, kernel_name="python3",
-                                     resources={"metadata": {"path": str(path.parent)}})
-    client.execute()      # raises CellExecutionError with the failing cell's traceback
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
-              if o.get("output_type") == "error"]
-    assert not errors
+def test_notebook_executes(path, notebook_runner):
+    executed = notebook_runner.run(str(path))
+    assert Path(executed).is_file()
