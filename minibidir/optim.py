@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from . import backend as B
 from .autograd import Tensor
 
@@ -309,10 +311,11 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     if not grads:
         return Tensor(B.np.array(0.0))
     xp = B.get_array_module(grads[0].data)
+    # One read-back to the host in all (not one per gradient): each is a device synchronisation.
     if norm_type == math.inf:
-        total = max(float(xp.abs(g.data).max()) for g in grads)
+        total = float(xp.max(xp.stack([xp.abs(g.data).max() for g in grads])))
     else:
-        total = sum(float((xp.abs(g.data) ** norm_type).sum()) for g in grads) ** (1.0 / norm_type)
+        total = float(sum((xp.abs(g.data) ** norm_type).sum(dtype=np.float64) for g in grads)) ** (1.0 / norm_type)
     if error_if_nonfinite and not math.isfinite(total):
         raise RuntimeError(f"clip_grad_norm_: the total norm of the gradients is {total}")
     coef = min(1.0, max_norm / (total + 1e-6))

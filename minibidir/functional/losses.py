@@ -182,7 +182,9 @@ def cross_entropy(input, target, ignore_index=-100, reduction="mean", label_smoo
 def nll_loss(log_probs, target, ignore_index=-100, reduction="mean"):
     """Negative log-likelihood of log-probabilities (N, C) at class ids (N,)."""
     xp = get_array_module(log_probs.data)
-    tgt = target.data if isinstance(target, Tensor) else xp.asarray(target)
+    tgt = target.data if isinstance(target, Tensor) else target
+    if get_array_module(tgt) is not xp:      # a list, or ids on the other device: move them, as cross_entropy does
+        tgt = xp.asarray(tgt) if xp is not np else B.to_numpy(tgt)
     valid = tgt != ignore_index
     t = xp.where(valid, tgt, 0)
     picked = -getitem(log_probs, (xp.arange(len(t)), t))
