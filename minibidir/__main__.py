@@ -9,6 +9,14 @@ Commands
   cloze      experiment 1 in full: the seven cloze models (LSTM and Transformer; left, right,
              two-tower and full bidirectional) on the stdlib text, WikiText-2 or
              tiny-shakespeare; table, plot (runs/cloze.png) and optionally the results as JSON.
+  pos        experiment 2: part-of-speech tagging on UD English EWT with a unidirectional and a
+             bidirectional LSTM, words only or words + characters, at equal parameter budgets;
+             the accuracy table beside published figures, optionally the results as JSON.
+  seq2seq    experiment 3: character-level lemmatisation on UD English EWT (studies -> study,
+             went -> go): a left-to-right vs a bidirectional LSTM encoder with the same attention
+             decoder, the aligned BiLSTMDecoder, and a Seq2SeqBiTransformer decoded greedily, by
+             beam search and by beam search + right-to-left reranking; table, bar chart
+             (runs/seq2seq.png) and optionally the results as JSON.
   autograd   chapter 1's example end to end: a small network trained on a two-spiral data
              set with the autograd engine, its gradients checked against finite differences,
              the loss curve and decision regions saved as a plot.
@@ -198,6 +206,91 @@ def _cmd_cloze(args):
     return 0
 
 
+# ----------------------------------------------------------------------------- experiments 2 and 3
+
+_UD_TREEBANKS = ["ud_english_ewt"]          # the registered UD treebanks with train/dev/test splits
+
+
+def _name_list(text, known, what):
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    bad = [m for m in names if m not in known]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"unknown {what} {', '.join(bad) or repr(text)}; "
+                                         f"choose from {', '.join(known)}")
+    return tuple(names)
+
+
+def _pos_variant_list(text):
+    from .experiments.pos_tagging import VARIANTS
+    return _name_list(text, VARIANTS, "variant(s)")
+
+
+def _seq2seq_model_list(text):
+    from .experiments.seq2seq import MODELS
+    return _name_list(text, MODELS, "model(s)")
+
+
+def _cmd_pos(args):
+    from .backend import tune_malloc
+    from .experiments import pos_tagging
+    tune_malloc()
+    settings = {"dataset": args.data}
+    for key, value in (("epochs", args.epochs), ("seed", args.seed), ("train_limit", args.max_train)):
+        if value is not None:
+            settings[key] = value
+    progress = not args.no_progress
+    variants = args.variants or tuple(pos_tagging.VARIANTS)
+    out = pos_tagging.compare(settings, quick=args.quick, variants=variants, match_params=not args.no_match_params,
+                              progress=progress, log=None if progress else print)
+    print()
+    print(out["table"])
+    by = {r["variant"]: r["test_acc"] for r in out["results"]}
+    for uni, bi, what in (("uni-word", "bi-word", "words"), ("uni-char", "bi-char", "words + characters")):
+        if uni in by and bi in by:
+            print(f"{what}: left-to-right {100 * by[uni]:.2f}% -> bidirectional {100 * by[bi]:.2f}% "
+                  f"({100 * (by[bi] - by[uni]):+.2f} points)")
+    if args.json:
+        import json
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", encoding="utf-8") as fh:
+            json.dump([pos_tagging._jsonable(r) for r in out["results"]], fh, indent=1)
+        print(f"results saved to {path}")
+    return 0
+
+
+def _cmd_seq2seq(args):
+    from .backend import tune_malloc
+    from .experiments import seq2seq
+    tune_malloc()
+    settings = {"dataset": args.data}
+    for key, value in (("epochs", args.epochs), ("seed", args.seed), ("models", args.models),
+                       ("train_limit", args.max_train), ("beam_size", args.beam_size)):
+        if value is not None:
+            settings[key] = value
+    if args.demo:
+        settings = dict(seq2seq.DEMO, **settings)
+    progress = not args.no_progress
+    t0 = time.perf_counter()
+    res = seq2seq.run(settings, quick=args.quick, device=args.device, progress=progress,
+                      log=None if progress else print)
+    print()
+    print(res["table"])
+    print()
+    rows = {(r["model"], r["decoding"]): r for r in res["rows"]}
+    uni, bi = rows.get(("uni-lstm", "greedy")), rows.get(("bi-lstm", "greedy"))
+    if uni and bi:
+        print(f"encoder: left-to-right {100 * uni['test']['type_em']:.2f}% -> bidirectional "
+              f"{100 * bi['test']['type_em']:.2f}% exact match "
+              f"({100 * (bi['test']['type_em'] - uni['test']['type_em']):+.2f} points; unseen types "
+              f"{100 * (bi['test']['unseen_em'] - uni['test']['unseen_em']):+.2f})")
+    seq2seq.plot_results(res, Path(args.out) / "seq2seq.png")
+    if args.json:
+        print(f"results saved to {seq2seq.save_json(res, args.json)}")
+    print(f"plot saved to {Path(args.out) / 'seq2seq.png'}  ({time.perf_counter() - t0:.0f} s in all)")
+    return 0
+
+
 def _add_common(a, default_epochs, plot):
     a.add_argument("--data", choices=["stdlib", "wikitext2", "tiny_shakespeare"], default="stdlib",
                    help="text to train and evaluate on (default stdlib: Python's own documentation, offline; "
@@ -257,6 +350,56 @@ def build_parser():
     c.add_argument("--json", default=None, help="also write the results to this JSON file (updated after "
                                                   "each model)")
     c.set_defaults(func=_cmd_cloze)
+
+    from .experiments import pos_tagging as _pos, seq2seq as _s2s
+    ps = sub.add_parser("pos", help="experiment 2: POS tagging on UD English EWT, uni- vs bidirectional LSTM",
+                        description="Universal POS tagging on UD English EWT with a left-to-right and a "
+                                    "bidirectional LSTM, words only or words + characters, at equal parameter "
+                                    "budgets (python -m minibidir.experiments.pos_tagging has every setting).")
+    ps.add_argument("--data", choices=_UD_TREEBANKS, default="ud_english_ewt",
+                    help="treebank (default ud_english_ewt; from the data mirror or cache, or downloaded)")
+    ps.add_argument("--variants", type=_pos_variant_list, default=None,
+                    help="comma-separated, from " + ", ".join(_pos.VARIANTS) + " (default: all)")
+    ps.add_argument("--epochs", type=_positive_int, default=None,
+                    help=f"passes over the training sentences (default {_pos.FULL['epochs']}; quick "
+                         f"{_pos.QUICK['epochs']})")
+    ps.add_argument("--seed", type=int, default=None, help=f"random seed (default {_pos.FULL['seed']})")
+    ps.add_argument("--max-train", type=_positive_int, default=None,
+                    help="use at most this many training sentences (default: all)")
+    ps.add_argument("--quick", action="store_true", help="a small setting (seconds), for tests")
+    ps.add_argument("--no-match-params", action="store_true",
+                    help="give the unidirectional LSTMs the bidirectional ones' hidden size")
+    ps.add_argument("--json", default=None, help="also write the results (a list) to this JSON file")
+    ps.add_argument("--no-progress", action="store_true", help="no progress bar (one line per epoch)")
+    ps.set_defaults(func=_cmd_pos)
+
+    s2 = sub.add_parser("seq2seq", help="experiment 3: lemmatisation on UD English EWT, uni- vs bidirectional "
+                                        "encoders and decoders",
+                        description="Character-level lemmatisation (word form + UPOS tag -> lemma) on UD English "
+                                    "EWT: a left-to-right vs a bidirectional LSTM encoder with the same attention "
+                                    "decoder, an aligned BiLSTMDecoder, and a Seq2SeqBiTransformer decoded "
+                                    "greedily, by beam search and by beam search + right-to-left reranking "
+                                    "(python -m minibidir.experiments.seq2seq has every setting).")
+    s2.add_argument("--data", choices=_UD_TREEBANKS, default="ud_english_ewt",
+                    help="treebank (default ud_english_ewt; from the data mirror or cache, or downloaded)")
+    s2.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where to run (default cpu)")
+    s2.add_argument("--models", type=_seq2seq_model_list, default=None,
+                    help="comma-separated, from " + ", ".join(_s2s.MODELS) + " (default: all)")
+    s2.add_argument("--epochs", type=_positive_int, default=None,
+                    help=f"passes over the training types (default {_s2s.FULL['epochs']}; demo "
+                         f"{_s2s.DEMO['epochs']}; quick {_s2s.QUICK['epochs']})")
+    s2.add_argument("--seed", type=int, default=None, help=f"random seed (default {_s2s.FULL['seed']})")
+    s2.add_argument("--max-train", type=_positive_int, default=None,
+                    help="use at most this many training types (default: all)")
+    s2.add_argument("--beam-size", type=_positive_int, default=None,
+                    help=f"beam width of the Transformer's beam search (default {_s2s.FULL['beam_size']})")
+    size = s2.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="a tiny setting (seconds), for tests")
+    size.add_argument("--demo", action="store_true", help="the notebook's setting (a few minutes)")
+    s2.add_argument("--out", default="runs", help="output directory for the plot (default runs/, file seq2seq.png)")
+    s2.add_argument("--json", default=None, help="also write the results to this JSON file")
+    s2.add_argument("--no-progress", action="store_true", help="no progress bar (one line per epoch)")
+    s2.set_defaults(func=_cmd_seq2seq)
 
     a = sub.add_parser("autograd", help="chapter 1's example: train a small net on two spirals")
     a.add_argument("--steps", type=int, default=1500, help="gradient steps (default 1500)")

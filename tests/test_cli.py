@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+from minibidir import data as _data
 from minibidir.__main__ import main, run_autograd_example
 
 
@@ -96,5 +97,74 @@ def test_cuda_without_a_device_is_a_clear_error():
         pytest.skip("a GPU is present")
     env = {k: v for k, v in os.environ.items() if k != "MINIBIDIR_BACKEND"}
     out = _run_cli("demo", "--quick", "--device", "cuda", "--no-progress", env=env)
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr and "CuPy is not installed or no GPU" in out.stderr
+
+
+# ----------------------------------------------------------------------------- pos and seq2seq (experiments 2 and 3)
+
+_HAVE_EWT = all(_data.available("ud_english_ewt", s) for s in ("train", "dev", "test"))
+_needs_ewt = pytest.mark.skipif(not _HAVE_EWT, reason="UD English EWT is neither mirrored nor cached")
+
+
+@_needs_ewt
+def test_pos_command_runs_the_quick_setting(tmp_path):
+    out = _run_cli("pos", "--quick", "--variants", "uni-word,bi-word", "--epochs", "1", "--seed", "3",
+                   "--no-progress", "--json", str(tmp_path / "pos.json"))
+    assert out.returncode == 0, out.stderr
+    assert "| uni-word |" in out.stdout and "| bi-word |" in out.stdout and "Plank" in out.stdout
+    assert "words: left-to-right" in out.stdout
+    import json
+    res = json.loads((tmp_path / "pos.json").read_text())
+    assert [r["variant"] for r in res] == ["uni-word", "bi-word"]
+    assert all(r["config"]["seed"] == 3 and r["epochs_run"] == 1 and r["config"]["train_limit"] == 1500 for r in res)
+
+
+@_needs_ewt
+def test_seq2seq_command_on_the_standin_device(tmp_path):
+    env = dict(os.environ, MINIBIDIR_BACKEND="standin")
+    out = _run_cli("seq2seq", "--quick", "--models", "uni-lstm,bi-lstm", "--epochs", "1", "--max-train", "300",
+                   "--device", "cuda", "--no-progress", "--out", str(tmp_path), "--json", str(tmp_path / "s.json"),
+                   env=env)
+    assert out.returncode == 0, out.stderr
+    assert "| uni-lstm | greedy |" in out.stdout and "encoder: left-to-right" in out.stdout
+    import json
+    res = json.loads((tmp_path / "s.json").read_text())
+    assert [r["model"] for r in res["rows"]] == ["uni-lstm", "bi-lstm"]
+    assert res["device"] == "cuda" and res["data"]["sizes"]["train_types"] == 300
+    assert res["config"]["epochs"] == 1 and len(res["rows"][0]["history"]) == 1
+    assert (tmp_path / "seq2seq.png").stat().st_size > 10_000
+
+
+def test_help_lists_pos_and_seq2seq(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    for word in ("pos", "seq2seq", "--variants", "--beam-size", "--max-train", "--json"):
+        assert word in text, word
+    with pytest.raises(SystemExit):
+        main(["seq2seq", "--help"])
+    text = capsys.readouterr().out
+    assert "bi-aligned" in text and "--demo" in text and "ud_english_ewt" in text
+
+
+def test_bad_pos_and_seq2seq_options_get_a_message_not_a_traceback():
+    cases = [(["pos", "--variants", "uni-word,tri-word"], "tri-word"), (["pos", "--epochs", "0"], "--epochs"),
+             (["pos", "--data", "wikitext2"], "--data"), (["pos", "--device", "cuda"], "--device"),
+             (["seq2seq", "--models", "uni-lstm,tri-lstm"], "tri-lstm"), (["seq2seq", "--epochs", "-1"], "--epochs"),
+             (["seq2seq", "--beam-size", "0"], "--beam-size"), (["seq2seq", "--device", "tpu"], "--device"),
+             (["seq2seq", "--quick", "--demo"], "--demo"), (["seq2seq", "--seed", "x"], "--seed")]
+    for argv, word in cases:
+        out = _run_cli(*argv)
+        assert out.returncode == 2, (argv, out.stderr)
+        assert "Traceback" not in out.stderr and "error" in out.stderr and word in out.stderr, (argv, out.stderr)
+
+
+def test_seq2seq_cuda_without_a_device_is_a_clear_error():
+    from minibidir import backend as B
+    if B.cupy_available():
+        pytest.skip("a GPU is present")
+    env = {k: v for k, v in os.environ.items() if k != "MINIBIDIR_BACKEND"}
+    out = _run_cli("seq2seq", "--quick", "--device", "cuda", "--no-progress", env=env)
     assert out.returncode == 2
     assert "Traceback" not in out.stderr and "CuPy is not installed or no GPU" in out.stderr
