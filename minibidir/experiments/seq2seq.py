@@ -115,6 +115,7 @@ from ..backend import manual_seed
 from ..data import UPOS_TAGS, load_ud
 from ..models.beam import rerank
 from ..models.bidirectional import BiLSTMDecoder, BiLSTMEncoder, Seq2SeqBiTransformer
+from .pos_tagging import _parse_value    # the same --set KEY=VALUE parsing as the POS experiment
 
 try:                                   # progress bars are a nicety, never a requirement
     from tqdm.auto import tqdm as _tqdm
@@ -1052,15 +1053,6 @@ def save_json(result, path):
 
 
 # ============================================================================ command line
-
-def _parse_value(text):
-    for conv in (int, float):
-        try:
-            return conv(text)
-        except ValueError:
-            pass
-    return {"true": True, "false": False, "none": None, "null": None}.get(text.lower(), text)
-
 
 def parse_settings(items):
     """``["epochs=3", "models=uni-lstm,bi-lstm"]`` → a settings dict (ValueError on a bad item)."""
